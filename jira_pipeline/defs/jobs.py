@@ -16,7 +16,7 @@ from dagster import (
     schedule,
 )
 
-from jira_pipeline.defs.assets import PARTITIONS, POOL
+from jira_pipeline.defs.assets import POOL
 from jira_pipeline.defs.resources import JiraOAuthResource
 from jira_pipeline.grants import grant_health
 
