@@ -205,9 +205,48 @@ class SiteSync:
             cursor=("issues", cursor) if cursor else None,
         )
         stats.cursor = cursor
+        if window_end > now:
+            self.harvest_archived_projects(stats, now)
         if reconcile if reconcile is not None else window_end > now:
             self.reconcile_issues(stats)
         return stats
+
+    def harvest_archived_projects(self, stats: StreamStats, now: datetime) -> None:
+        """Issues of archived projects never appear in search, but bulkfetch still returns them by key.
+        Archived projects are read-only, so each is harvested once: keys KEY-1, KEY-2, ... in pages of
+        100 until two pages in a row come back empty (numbering has gaps where issues were deleted or
+        moved away)."""
+        for page in streams.projects(self.client, statuses=("archived",)):
+            for project in page:
+                stream = f"archived_project:{project['id']}"
+                if self.warehouse.get_cursor(self.cloud_id, stream):
+                    continue
+                found: set[str] = set()
+                number, empty_pages = 1, 0
+                while empty_pages < 2:
+                    keys = [f"{project['key']}-{n}" for n in range(number, number + 100)]
+                    number += 100
+                    rows = [
+                        issue_row(self.cloud_id, self.site_url, issue)
+                        for chunk in streams.issues_by_ids(self.client, keys, max_workers=self.max_workers)
+                        for issue in chunk
+                    ]
+                    empty_pages = 0 if rows else empty_pages + 1
+                    found.update(row["id"] for row in rows)
+                    if rows:
+                        self._write("jira_issues", rows, stats)
+                self.log.info(
+                    "jira/issues %s: harvested %d issue(s) of archived project %s",
+                    self.cloud_id, len(found), project["key"],
+                )  # fmt: skip
+                # What we knew of the project but the harvest didn't find was deleted before the archiving.
+                known = self.warehouse.live_keys(
+                    "jira_issues", self.cloud_id, where={"project_id": [str(project["id"])]}
+                )
+                self._delete_confirmed(known - found, stats)
+                self.warehouse.set_cursor(
+                    self.cloud_id, stream, json.dumps({"harvested_at": now.isoformat(), "issues": len(found)})
+                )
 
     def _issue_rows(self, id_pages: Iterable[list[str]]) -> Iterator[dict[str, Any]]:
         seen: dict[str, datetime] = {}  # dedupe on (id, updated) across overlapping pages
@@ -232,15 +271,19 @@ class SiteSync:
                 present.update(ids)
         scope = [str(p["id"]) for p in live_projects]
         known = self.warehouse.live_keys("jira_issues", self.cloud_id, where={"project_id": scope})
-        missing = sorted(known - present)
+        self._delete_confirmed(known - present, stats)
+
+    def _delete_confirmed(self, missing: set[str], stats: StreamStats) -> None:
+        """Soft-delete issues (and their worklogs) that bulkfetch confirms are gone; those it still returns
+        (e.g. moved into an archived project) are updated in place instead."""
         if not missing:
             return
         still_there: list[dict[str, Any]] = []
-        for page in streams.issues_by_ids(self.client, missing, max_workers=self.max_workers):
+        for page in streams.issues_by_ids(self.client, sorted(missing), max_workers=self.max_workers):
             still_there.extend(issue_row(self.cloud_id, self.site_url, issue) for issue in page)
         if still_there:
             self._write("jira_issues", still_there, stats)
-        gone = set(missing) - {row["id"] for row in still_there}
+        gone = missing - {row["id"] for row in still_there}
         if gone:
             self.log.info("jira/issues %s: %d issue(s) deleted in Jira; soft-deleting", self.cloud_id, len(gone))
             self._soft_delete("jira_issues", gone, stats)
