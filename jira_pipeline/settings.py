@@ -27,6 +27,19 @@ def _env(name: str, default: str) -> str:
     return value or default
 
 
+def _positive_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r} must be a positive whole number")
+    return value
+
+
 def parse_cloud_ids(value: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in (value or "").split(",") if part.strip())
 
@@ -51,6 +64,8 @@ class Settings:
     parquet_dir: str = DEFAULT_PARQUET_DIR
     token_encryption_key: str = field(default="", repr=False)
     start_date: date = date(2015, 1, 1)
+    #: rows per transaction and per Parquet file (JIRA_BATCH_ROWS): memory vs. file count
+    batch_rows: int = 2000
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -65,6 +80,7 @@ class Settings:
             parquet_dir=_env("JIRA_PARQUET_DIR", DEFAULT_PARQUET_DIR),
             token_encryption_key=_env("JIRA_TOKEN_ENCRYPTION_KEY", ""),
             start_date=parse_start_date(os.environ.get("JIRA_START_DATE")),
+            batch_rows=_positive_int("JIRA_BATCH_ROWS", 2000),
         )
 
     def require_client(self) -> None:

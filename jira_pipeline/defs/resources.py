@@ -135,6 +135,7 @@ class JiraResource(ConfigurableResource):
                 sink=sink,
                 log=logger,
                 max_workers=self.max_concurrency,
+                batch_rows=self.oauth.store.settings.batch_rows,
             )
             for site in self.sites()
         ]
