@@ -49,7 +49,10 @@ class CallbackServer:
     def __init__(self, app, host: str, port: int) -> None:
         import uvicorn
 
+        from jira_pipeline.connect.app import install_log_redaction
+
         self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))
+        install_log_redaction()  # after Config: uvicorn (re)configures its loggers there
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> CallbackServer:
@@ -78,18 +81,29 @@ def connect_once(
     port: int | None = None,
     on_url=None,
 ) -> list[dict]:
-    """Run the OAuth flow once: callback server up, print the URL, wait for the grant to be stored."""
-    from jira_pipeline.connect.app import Connector, create_app
+    """Run the OAuth flow once: callback server up, print the URL, wait for the grant to be stored.
+
+    Ends early with `ConnectError` when the callback for *our* flow fails (access denied, bad client
+    secret, expired state...). Callbacks with an unknown state are ignored: they are not our flow
+    (a stale browser tab), and the user may still complete the real one.
+    """
+    from jira_pipeline.connect.app import ConnectError, Connector, create_app
 
     grants = build_grants(settings)
     done = threading.Event()
     result: list[dict] = []
+    failures: list[ConnectError] = []
 
     def connected(res) -> None:
         result.extend(res.sites)
         done.set()
 
-    connector = Connector(grants, on_connected=[connected])
+    def failed(exc: ConnectError) -> None:
+        if exc.kind != "state":
+            failures.append(exc)
+            done.set()
+
+    connector = Connector(grants, on_connected=[connected], on_failed=[failed])
     bind_host, bind_port = _bind(settings, host, port)
     with CallbackServer(create_app(connector), bind_host, bind_port):
         url = connector.start()
@@ -101,6 +115,8 @@ def connect_once(
             webbrowser.open(url)
         if not done.wait(timeout):
             raise ConfigError(f"No successful callback within {int(timeout)} s; run `jira-pipeline connect` again.")
+    if failures and not result:
+        raise failures[0]
     return result
 
 
@@ -113,29 +129,39 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from jira_pipeline.connect.app import Connector, create_app
+    from jira_pipeline.connect.app import Connector, create_app, install_log_redaction
 
     settings = Settings.from_env()
     host, port = _bind(settings, args.host, args.port)
     app = create_app(Connector(build_grants(settings)))
+    config = uvicorn.Config(app, host=host, port=port, log_level="info")
+    install_log_redaction()  # after Config, which (re)configures uvicorn's loggers: no codes in access logs
     print(
         f"Jira connector listening on http://{host}:{port} — connect a site at "
         f"http://{host}:{port}/api/v1/auth/jira/connector/add",
         flush=True,
     )
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    uvicorn.Server(config).run()
     return 0
 
 
 def cmd_connect(args: argparse.Namespace) -> int:
-    sites = connect_once(
-        Settings.from_env(), open_browser=not args.no_browser, timeout=args.timeout, host=args.host, port=args.port
-    )
+    from jira_pipeline.connect.app import ConnectError
+
+    try:
+        sites = connect_once(
+            Settings.from_env(), open_browser=not args.no_browser, timeout=args.timeout, host=args.host, port=args.port
+        )
+    except ConnectError as exc:
+        print(f"error: {exc.title}. {exc.detail}", file=sys.stderr)
+        return 1
     print("Connected: " + ", ".join(f"{s.get('name')} ({s['id']})" for s in sites))
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    """Connected sites and grant health from the table store alone: needs neither the client secret
+    nor the encryption key, and never decrypts (so it cannot print) a token."""
     settings = Settings.from_env()
     from jira_pipeline.warehouse.store import Warehouse
 
@@ -143,28 +169,36 @@ def cmd_status(args: argparse.Namespace) -> int:
     grants = warehouse.list_grants()
     print(f"Table store: {warehouse.safe_url}")
     if not grants:
-        print("No Jira site connected. Run `jira-pipeline connect`.")
+        print("No Jira site is connected. Run `jira-pipeline connect` to connect one.")
         return 1
     now = datetime.now(UTC)
     for row in grants:
         h = grant_health(row, now)
         expires = h["access_expires_at"]
-        left = f"{int((expires - now).total_seconds())} s" if expires else "unknown"
         print(f"grant {h['grant_id']}: {h['status']}")
-        sites = ", ".join(f"{s.get('name')} ({s['id']})" for s in row.get("sites") or [])
-        print(f"  sites:   {sites}")
+        for site in row.get("sites") or []:
+            print(f"  site:    {site.get('name')} {site.get('url', '')} (cloud id {site['id']})")
         print(f"  scopes:  {' '.join(h['scopes'])}")
+        if expires is None:
+            print("  access token: none stored")
+        else:
+            seconds = int((expires - now).total_seconds())
+            left = f"in {seconds} s" if seconds >= 0 else f"expired {-seconds} s ago; renewed on next use"
+            print(f"  access token expires: {expires:%Y-%m-%d %H:%M:%S} UTC ({left})")
         print(
-            f"  access token expires: {expires:%Y-%m-%d %H:%M:%S UTC} ({left})" if expires else "  access token: none"
-        )
-        print(
-            f"  grant age: {h['grant_age_days']} days; refreshed {row.get('refresh_count', 0)} times; "
+            f"  grant age: {h['grant_age_days']} days; refreshed {row.get('refresh_count') or 0} times; "
+            f"idle expiry {h['inactivity_expiry_at']:%Y-%m-%d}; "
             f"must reconnect before {h['absolute_expiry_at']:%Y-%m-%d}"
         )
-        if h["absolute_expiry_soon"]:
+        if h["status"] != "active":
+            print(f"  {row.get('status_reason') or 'not usable'}. Run `jira-pipeline connect` to consent again.")
+        elif h["absolute_expiry_soon"]:
             print("  WARNING: the 365-day limit is near: run `jira-pipeline connect` again.")
     if settings.cloud_ids:
         print(f"JIRA_CLOUD_IDS selects: {', '.join(settings.cloud_ids)}")
+    if not any(row.get("status") == "active" for row in grants):
+        print("No usable grant: run `jira-pipeline connect` to consent again.")
+        return 1
     return 0
 
 

@@ -179,6 +179,13 @@ class SiteSync:
         return window_start, window_end, None
 
     # ------------------------------------------------------------------ issues
+    _field_names: dict[str, str] | None = field(default=None, init=False, repr=False)
+
+    def _issue_row(self, issue: dict[str, Any]) -> dict[str, Any]:
+        if self._field_names is None:  # one /field call per sync: custom-field ids -> display names
+            self._field_names = {f["id"]: f.get("name") or f["id"] for f in streams.fields(self.client)}
+        return issue_row(self.cloud_id, self.site_url, issue, self._field_names)
+
     def sync_issues(
         self,
         window_start: datetime,
@@ -227,7 +234,7 @@ class SiteSync:
                     keys = [f"{project['key']}-{n}" for n in range(number, number + 100)]
                     number += 100
                     rows = [
-                        issue_row(self.cloud_id, self.site_url, issue)
+                        self._issue_row(issue)
                         for chunk in streams.issues_by_ids(self.client, keys, max_workers=self.max_workers)
                         for issue in chunk
                     ]
@@ -254,7 +261,7 @@ class SiteSync:
             fresh = [i for i in ids if i not in seen]
             for page in streams.issues_by_ids(self.client, fresh, max_workers=self.max_workers):
                 for issue in page:
-                    row = issue_row(self.cloud_id, self.site_url, issue)
+                    row = self._issue_row(issue)
                     if seen.get(row["id"]) == row["updated"]:
                         continue
                     seen[row["id"]] = row["updated"]
@@ -280,7 +287,7 @@ class SiteSync:
             return
         still_there: list[dict[str, Any]] = []
         for page in streams.issues_by_ids(self.client, sorted(missing), max_workers=self.max_workers):
-            still_there.extend(issue_row(self.cloud_id, self.site_url, issue) for issue in page)
+            still_there.extend(self._issue_row(issue) for issue in page)
         if still_there:
             self._write("jira_issues", still_there, stats)
         gone = missing - {row["id"] for row in still_there}

@@ -17,6 +17,7 @@ server may already have rotated the token. We store nothing, re-read the store, 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,8 +37,14 @@ from jira_pipeline.warehouse.store import Warehouse
 
 log = logging.getLogger(__name__)
 
-#: Refresh when fewer than this many seconds of access-token life remain.
+#: Refresh when fewer than this many seconds of access-token life remain (capped at a quarter of the
+#: token's lifetime, see `GrantManager.fresh_until`).
 DEFAULT_MARGIN = timedelta(minutes=5)
+#: HTTP timeout of a refresh. It runs while the grant row is locked, so it must stay well below the
+#: store's lock wait (`SQLITE_BUSY_TIMEOUT_S`, 60 s): waiters must outlast the holder, not give up first.
+DEFAULT_REFRESH_TIMEOUT = 30.0
+#: How long a `GrantTokenProvider` trusts its cached token before re-reading the store.
+PROVIDER_CACHE = timedelta(seconds=30)
 #: Atlassian expires refresh tokens of a grant unused for 90 days and every grant after 365 days.
 INACTIVITY_EXPIRY = timedelta(days=90)
 ABSOLUTE_EXPIRY = timedelta(days=365)
@@ -63,6 +70,9 @@ class SiteRef:
 class GrantManager:
     """Hands out valid access tokens for stored grants; the only code that refreshes them."""
 
+    def __repr__(self) -> str:
+        return f"GrantManager({self.warehouse!r}, client_id={self.oauth.client_id!r})"
+
     def __init__(
         self,
         warehouse: Warehouse,
@@ -71,12 +81,14 @@ class GrantManager:
         *,
         margin: timedelta = DEFAULT_MARGIN,
         session: requests.Session | None = None,
+        refresh_timeout: float = DEFAULT_REFRESH_TIMEOUT,
     ) -> None:
         self.warehouse = warehouse
         self.oauth = oauth
         self.cipher = cipher
         self.margin = margin
         self.session = session
+        self.refresh_timeout = refresh_timeout
         #: refreshes this object performed at the token endpoint (for measurements)
         self.refresh_calls = 0
 
@@ -139,35 +151,60 @@ class GrantManager:
     # ---------------------------------------------------------------- tokens
     def access_token(self, grant_id: str) -> str:
         """A valid access token; refreshes (single-flight) only when it is about to expire."""
+        return self.access_token_until(grant_id)[0]
+
+    def access_token_until(self, grant_id: str) -> tuple[str, datetime]:
+        """A valid access token and the instant until which it may be handed out without a refresh.
+
+        The common case is one unlocked read: the lock is only taken when the stored token is stale,
+        and `refresh` re-reads under it, so of many processes finding the same stale token exactly one
+        calls the token endpoint.
+        """
         row = self.warehouse.get_grant(grant_id)
         self._check_usable(grant_id, row)
         assert row is not None
-        if row.get("access_token_enc") and self._fresh(row):
-            return self.cipher.decrypt(row["access_token_enc"])
-        return self.refresh(grant_id)
+        until = self.fresh_until(row)
+        if row.get("access_token_enc") and until is not None and utcnow() < until:
+            return self.cipher.decrypt(row["access_token_enc"]), until
+        return self._refresh(grant_id, force=False, rejected=None)
 
     def refresh(self, grant_id: str, *, force: bool = False, rejected: str | None = None) -> str:
         """Refresh under the row lock. `force` refreshes even a token that looks fresh (Jira said 401),
         unless another process already replaced the `rejected` token."""
+        return self._refresh(grant_id, force=force, rejected=rejected)[0]
+
+    def _refresh(self, grant_id: str, *, force: bool, rejected: str | None) -> tuple[str, datetime]:
         failure: Exception | None = None
-        token: str | None = None
+        result: tuple[str, datetime] | None = None
         with self.warehouse.lock_grant(grant_id) as row:
+            # Everything below reads `row` as it is *now*, inside the lock: another process may have
+            # rotated the pair while we waited, and its refresh token is the only one still valid.
             self._check_usable(grant_id, row)
             assert row is not None
             current = self.cipher.decrypt(row["access_token_enc"]) if row.get("access_token_enc") else None
-            someone_else_refreshed = rejected is not None and current is not None and current != rejected
-            if current and self._fresh(row) and (not force or someone_else_refreshed):
-                return current
+            until = self.fresh_until(row)
+            fresh = current is not None and until is not None and utcnow() < until
+            someone_else_refreshed = rejected is not None and current != rejected
+            if fresh and (not force or someone_else_refreshed):
+                assert current is not None and until is not None
+                return current, until
             try:
                 self.refresh_calls += 1
                 tokens = refresh_access_token(
-                    self.oauth, self.cipher.decrypt(row["refresh_token_enc"]), session=self.session
+                    self.oauth,
+                    self.cipher.decrypt(row["refresh_token_enc"]),
+                    session=self.session,
+                    timeout=self.refresh_timeout,
                 )
             except ReconsentRequired as exc:
                 # Persist the revocation (commit, don't roll back) so every later run fails fast with the remedy.
+                now = utcnow()
+                detail = exc.error or "invalid_grant"
+                if exc.error_description:
+                    detail += f": {exc.error_description}"
                 row["status"] = "revoked"
-                row["status_reason"] = str(exc)
-                row["updated_at"] = utcnow()
+                row["status_reason"] = f"Atlassian refused the refresh on {now:%Y-%m-%d %H:%M} UTC ({detail})"[:300]
+                row["updated_at"] = now
                 failure = exc
             except AmbiguousRefresh as exc:
                 failure = exc
@@ -182,7 +219,7 @@ class GrantManager:
                 row["refreshed_at"] = now
                 row["refresh_count"] = int(row.get("refresh_count") or 0) + 1
                 row["updated_at"] = now
-                token = tokens.access_token
+                result = (tokens.access_token, self.fresh_until(row) or tokens.expires_at)
         if isinstance(failure, AmbiguousRefresh):
             # Never replay: re-read what the store holds now and say what happened.
             after = self.warehouse.get_grant(grant_id)
@@ -191,22 +228,28 @@ class GrantManager:
                 f"Refreshing the Atlassian token for grant {grant_id} got no definite answer ({failure}). The token "
                 "may have rotated on Atlassian's side, so it was not retried; the stored refresh token stays valid "
                 "for Atlassian's ~10-minute leeway and the next run refreshes again. If this persists, "
-                + RECONNECT_HINT
+                + RECONNECT_HINT,
+                status=getattr(failure, "status", None),
             ) from None
         if failure is not None:
+            log.warning(
+                "The Atlassian grant %s is no longer valid; it was marked revoked. %s", grant_id, RECONNECT_HINT
+            )
             raise failure
-        assert token is not None
+        assert result is not None
         log.info("Refreshed the Atlassian access token for grant %s", grant_id)
-        return token
+        return result
 
     def refresh_all(self) -> list[dict[str, Any]]:
-        """Refresh every active grant (the keep-alive schedule), so none reaches the 90-day inactivity expiry."""
+        """Refresh every active grant (the keep-alive schedule), so none reaches the 90-day inactivity expiry.
+
+        A grant already marked revoked is reported with the remedy instead of being sent to Atlassian
+        again: its refresh token is dead, and presenting it would only repeat the refusal.
+        """
         results = []
         for grant in self.warehouse.list_grants():
-            if grant.get("status") != "active":
-                results.append({"grant_id": grant["grant_id"], "ok": False, "error": grant.get("status_reason")})
-                continue
             try:
+                self._check_usable(grant["grant_id"], grant)
                 self.refresh(grant["grant_id"], force=True)
                 results.append({"grant_id": grant["grant_id"], "ok": True, "error": None})
             except Exception as exc:
@@ -217,9 +260,27 @@ class GrantManager:
         return GrantTokenProvider(self, grant_id)
 
     # ---------------------------------------------------------------- helpers
-    def _fresh(self, row: dict[str, Any]) -> bool:
+    def fresh_until(self, row: dict[str, Any]) -> datetime | None:
+        """Until when the stored access token may be handed out: its expiry minus the margin.
+
+        The margin is `self.margin` (5 min) but at most a quarter of the token's lifetime, so a short
+        token (a simulator at 2 s, an authorization server with a short policy) is still used for most
+        of its life instead of being refreshed on every call. The lifetime is measured from the
+        refresh (or consent) that issued it; an expiry already before that (forced stale) gets the
+        full margin.
+        """
         expires = row.get("access_expires_at")
-        return expires is not None and expires - utcnow() > self.margin
+        if expires is None:
+            return None
+        margin = self.margin
+        issued = row.get("refreshed_at") or row.get("created_at")
+        if issued is not None and expires > issued:
+            margin = min(margin, (expires - issued) / 4)
+        return expires - margin
+
+    def _fresh(self, row: dict[str, Any]) -> bool:
+        until = self.fresh_until(row)
+        return until is not None and utcnow() < until
 
     @staticmethod
     def _check_usable(grant_id: str, row: dict[str, Any] | None) -> None:
@@ -233,29 +294,46 @@ class GrantManager:
 
 
 class GrantTokenProvider:
-    """The `TokenProvider` a `JiraClient` uses: a fresh token per request, one forced refresh on 401."""
+    """The `TokenProvider` a `JiraClient` uses: a fresh token per request, one forced refresh on 401.
+
+    Thread-safe: the worker threads of one client share it. The cached token is trusted for at most
+    `PROVIDER_CACHE` and never past its own refresh point, so another process's rotation is seen soon
+    and an expiring token is never handed out from the cache.
+    """
 
     def __init__(self, manager: GrantManager, grant_id: str) -> None:
         self._manager = manager
         self._grant_id = grant_id
+        self._lock = threading.Lock()
         self._cached: str | None = None
         self._cached_until: datetime | None = None
 
     def __repr__(self) -> str:
         return f"GrantTokenProvider(grant_id={self._grant_id!r})"
 
+    def _valid_cache(self) -> str | None:
+        if self._cached is not None and self._cached_until is not None and utcnow() < self._cached_until:
+            return self._cached
+        return None
+
+    def _remember(self, token: str, until: datetime) -> str:
+        self._cached = token
+        self._cached_until = min(utcnow() + PROVIDER_CACHE, until)
+        return token
+
     def access_token(self) -> str:
-        # Re-read the store at most every 30 s: other processes may rotate the token meanwhile.
-        now = utcnow()
-        if self._cached is None or self._cached_until is None or now >= self._cached_until:
-            self._cached = self._manager.access_token(self._grant_id)
-            self._cached_until = now + timedelta(seconds=30)
-        return self._cached
+        with self._lock:
+            cached = self._valid_cache()
+            if cached is not None:
+                return cached
+            return self._remember(*self._manager.access_token_until(self._grant_id))
 
     def refresh_after_401(self, rejected: str) -> str:
-        self._cached = self._manager.refresh(self._grant_id, force=True, rejected=rejected)
-        self._cached_until = utcnow() + timedelta(seconds=30)
-        return self._cached
+        with self._lock:
+            cached = self._valid_cache()
+            if cached is not None and cached != rejected:
+                return cached  # another thread of this client already replaced the rejected token
+            return self._remember(*self._manager._refresh(self._grant_id, force=True, rejected=rejected))
 
 
 def grant_health(row: dict[str, Any], now: datetime | None = None) -> dict[str, Any]:

@@ -74,7 +74,25 @@ def user_row(cloud_id: str, user: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def issue_row(cloud_id: str, site_url: str, issue: dict[str, Any]) -> dict[str, Any]:
+def readable_value(value: Any) -> Any:
+    """A custom field's value as a person reads it: Jira returns options, users and rich text as objects."""
+    if isinstance(value, list):
+        return [readable_value(v) for v in value]
+    if isinstance(value, dict):
+        if value.get("type") == "doc":
+            return adf_to_markdown(value)
+        for attr in ("value", "displayName", "name", "key"):
+            if attr in value:
+                child = value.get("child")
+                base = value[attr]
+                return f"{base} / {readable_value(child)}" if isinstance(child, dict) else base
+        return value
+    return value
+
+
+def issue_row(
+    cloud_id: str, site_url: str, issue: dict[str, Any], field_names: dict[str, str] | None = None
+) -> dict[str, Any]:
     fields = issue.get("fields")
     if "id" not in issue or "key" not in issue or not isinstance(fields, dict):
         raise MappingError(f"issue object without id/key/fields: {sorted(issue)[:10]}")
@@ -105,6 +123,11 @@ def issue_row(cloud_id: str, site_url: str, issue: dict[str, Any]) -> dict[str, 
         "parent_key": _get(fields, "parent", "key"),
         "url": _browse(site_url, key),
         "fields": fields,
+        "custom_fields": {
+            (field_names or {}).get(fid, fid): readable_value(value)
+            for fid, value in fields.items()
+            if fid.startswith("customfield_") and value not in (None, "", [], {})
+        },
         "raw": issue,
     }
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from jira_pipeline.atlassian.adf import looks_like_raw_adf
 from jira_pipeline.cli import run_sync
 from jira_pipeline_tests.e2e_support import assert_matches_truth, pipeline_env
 
@@ -30,6 +31,11 @@ def test_full_then_incremental_sync_equals_truth(warehouse_url: str, tmp_path: P
         assert_matches_truth(e)
         huge = [r for r in e.warehouse.rows("jira_issues") if len(r["description"] or "") > 50_000]
         assert len(huge) == 1, "the ~200 KB description must round-trip"
+        # custom fields by display name, rich text as Markdown (no raw ADF), options as their value
+        custom = [r["custom_fields"] for r in e.warehouse.rows("jira_issues") if r["custom_fields"]]
+        criteria = [c["Acceptance criteria"] for c in custom if "Acceptance criteria" in c]
+        assert criteria and all(isinstance(v, str) and not looks_like_raw_adf(v) for v in criteria)
+        assert any(isinstance(c.get("Severity"), str) for c in custom)
 
         # The same partition run twice changes nothing: no row is rewritten, no Parquet file is added.
         before = {t: synced_at(e, t) for t in ("jira_issues", "jira_worklogs", "jira_projects")}

@@ -420,11 +420,7 @@ def _code_span(text: str) -> str:
     longest = max((len(r) for r in re.findall(r"`+", text)), default=0)
     fence = "`" * (longest + 1)
     pad = ""
-    if (
-        text.startswith("`")
-        or text.endswith("`")
-        or (text.startswith(" ") and text.endswith(" ") and text.strip())
-    ):
+    if text.startswith("`") or text.endswith("`") or (text.startswith(" ") and text.endswith(" ") and text.strip()):
         pad = " "
     return f"{fence}{pad}{text}{pad}{fence}"
 
@@ -922,9 +918,7 @@ class _Renderer:
         items = _merge_items(items)
         # Links with visible text somewhere; a span of such a link that ends up empty (split by
         # other marks) is dropped, while a link with no visible text at all shows its URL.
-        self._visible_links = {
-            m for kind, payload, marks in items if kind == "atom" or payload.strip() for m in marks
-        }
+        self._visible_links = {m for kind, payload, marks in items if kind == "atom" or payload.strip() for m in marks}
         tree = _build_tree(items)
         toks = self._render_tree(tree, False)
         return self._finish(toks)
@@ -977,9 +971,7 @@ class _Renderer:
         elif t in ("inlineCard", "blockCard", "embedCard"):
             label, url = _card_parts(attrs)
             if url:
-                items.append(
-                    ("atom", _link_md(label, url), atom_marks - {k for k in marks if k[0] == "link"})
-                )
+                items.append(("atom", _link_md(label, url), atom_marks - {k for k in marks if k[0] == "link"}))
             elif label:
                 items.append(("text", label, atom_marks))
         elif t in ("media", "mediaInline"):

@@ -96,9 +96,7 @@ class StaticTokenProvider:
 class JiraApiError(AtlassianError):
     """Jira refused a request (or retries ran out). Carries Jira's own message and the path."""
 
-    def __init__(
-        self, status: int | None, method: str, path: str, message: str, *, retryable: bool = False
-    ) -> None:
+    def __init__(self, status: int | None, method: str, path: str, message: str, *, retryable: bool = False) -> None:
         self.method = method
         self.path = path
         self.jira_message = message
@@ -220,9 +218,7 @@ class JiraClient:
         """POST a JSON body. Only read-only POSTs are used, so retries are safe."""
         return self.request("POST", path, params=params, json=json)
 
-    def request(
-        self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None
-    ) -> Any:
+    def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None) -> Any:
         url, shown = self._resolve(path)
         attempt = 0  # retries so far (401 refresh does not count)
         refreshed = False
@@ -286,9 +282,7 @@ class JiraClient:
                 continue
             if status in _BACKOFF_STATUSES:
                 self.stats.incr("server_errors")
-                attempt = self._retry_or_raise(
-                    method, shown, f"HTTP {status}", attempt, None, status=status, resp=resp
-                )
+                attempt = self._retry_or_raise(method, shown, f"HTTP {status}", attempt, None, status=status, resp=resp)
                 token = None
                 continue
             raise JiraApiError(status, method, shown, _jira_message(resp))
@@ -504,9 +498,7 @@ class JiraClient:
             wait = self._jitter(0, cap)  # "full jitter"
         attempt += 1
         self.stats.incr("retries")
-        self.log.warning(
-            "Jira %s %s: %s; retry %d/%d in %.2fs", method, shown, reason, attempt, self.max_retries, wait
-        )
+        self.log.warning("Jira %s %s: %s; retry %d/%d in %.2fs", method, shown, reason, attempt, self.max_retries, wait)
         self._sleep(wait)
         return attempt
 

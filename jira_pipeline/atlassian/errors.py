@@ -30,9 +30,7 @@ class AtlassianError(Exception):
         self.retryable = retryable
 
     def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}({self.message!r}, status={self.status!r}, retryable={self.retryable!r})"
-        )
+        return f"{type(self).__name__}({self.message!r}, status={self.status!r}, retryable={self.retryable!r})"
 
 
 class OAuthError(AtlassianError):

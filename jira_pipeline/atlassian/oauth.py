@@ -135,9 +135,7 @@ def exchange_code(
         "code": code,
         "redirect_uri": cfg.redirect_uri,
     }
-    return _token_request(
-        cfg, body, secrets=(cfg.client_secret, code), refresh=False, session=session, timeout=timeout
-    )
+    return _token_request(cfg, body, secrets=(cfg.client_secret, code), refresh=False, session=session, timeout=timeout)
 
 
 def refresh_access_token(
@@ -226,8 +224,7 @@ def _token_request(
     except requests.RequestException as exc:
         if _nothing_sent(exc):
             raise OAuthError(
-                f"{op} could not reach {_endpoint(url)} ({_describe_exc(exc)}); nothing was sent, "
-                "safe to retry.",
+                f"{op} could not reach {_endpoint(url)} ({_describe_exc(exc)}); nothing was sent, safe to retry.",
                 retryable=True,
             ) from None
         if refresh:
@@ -256,9 +253,7 @@ def _token_request(
             what = "The authorization code is invalid, expired or already used"
         raise ReconsentRequired(f"{detail} {what}. {RECONNECT_HINT}", **kwargs)
     if status == 429:
-        raise OAuthError(
-            f"{detail} Rate limited by the token endpoint; safe to retry later.", retryable=True, **kwargs
-        )
+        raise OAuthError(f"{detail} Rate limited by the token endpoint; safe to retry later.", retryable=True, **kwargs)
     if status >= 500:
         if refresh:
             raise AmbiguousRefresh(
@@ -270,9 +265,7 @@ def _token_request(
     raise OAuthError(detail, **kwargs)
 
 
-def _parse_token_answer(
-    resp: requests.Response, *, secrets: tuple[str, ...], refresh: bool, op: str
-) -> TokenSet:
+def _parse_token_answer(resp: requests.Response, *, secrets: tuple[str, ...], refresh: bool, op: str) -> TokenSet:
     try:
         data = resp.json()
     except ValueError:

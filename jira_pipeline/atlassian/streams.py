@@ -75,9 +75,7 @@ def approximate_count(client: JiraClient, jql: str) -> int:
 # ------------------------------------------------------------------------------------- paged lists
 
 
-def projects(
-    client: JiraClient, statuses: Sequence[str] = ("live", "archived")
-) -> Iterator[list[dict[str, Any]]]:
+def projects(client: JiraClient, statuses: Sequence[str] = ("live", "archived")) -> Iterator[list[dict[str, Any]]]:
     """Projects, archived ones included by default (their issues vanish from search, so the
     project row is how downstream learns they are archived). `lead` is expanded for
     `lead_account_id`."""
@@ -158,18 +156,12 @@ def issues_by_ids(
                     "issue/bulkfetch",
                     f"{len(errors)} issue(s) could not be fetched after retries: {detail}",
                 )
-            log.warning(
-                "issue/bulkfetch: skipping %d issue(s) Jira could not return: %s", len(errors), detail
-            )
+            log.warning("issue/bulkfetch: skipping %d issue(s) Jira could not return: %s", len(errors), detail)
         order = {key: pos for pos, key in enumerate(chunk)}
-        found.sort(
-            key=lambda issue: order.get(str(issue.get("id")), order.get(str(issue.get("key")), len(order)))
-        )
+        found.sort(key=lambda issue: order.get(str(issue.get("id")), order.get(str(issue.get("key")), len(order))))
         return found
 
-    for page in client.map_concurrent(
-        fetch, _chunks((str(i) for i in ids), BULKFETCH_MAX), max_workers=max_workers
-    ):
+    for page in client.map_concurrent(fetch, _chunks((str(i) for i in ids), BULKFETCH_MAX), max_workers=max_workers):
         if page:
             yield page
 
@@ -211,9 +203,7 @@ def worklogs_by_ids(
     def fetch(chunk: list[int]) -> list[dict[str, Any]]:
         return client.post("worklog/list", {"ids": chunk}) or []
 
-    for page in client.map_concurrent(
-        fetch, _chunks((int(i) for i in ids), WORKLOG_LIST_MAX), max_workers=max_workers
-    ):
+    for page in client.map_concurrent(fetch, _chunks((int(i) for i in ids), WORKLOG_LIST_MAX), max_workers=max_workers):
         if page:
             yield page
 
@@ -229,9 +219,7 @@ def comments_by_ids(
             out.extend(page.items)
         return out
 
-    for page in client.map_concurrent(
-        fetch, _chunks((int(i) for i in ids), WORKLOG_LIST_MAX), max_workers=max_workers
-    ):
+    for page in client.map_concurrent(fetch, _chunks((int(i) for i in ids), WORKLOG_LIST_MAX), max_workers=max_workers):
         if page:
             yield page
 
@@ -274,9 +262,7 @@ def jql_datetime(instant: datetime, tz: str | tzinfo, *, bound: Literal["lower",
             if earliest >= target:
                 return cand.strftime(_JQL_FORMAT)
             cand += _MINUTE * max(1, math.ceil((target - earliest) / _MINUTE))
-    raise ValueError(
-        f"could not find a safe JQL literal for {instant.isoformat()} in {zone}"
-    )  # pragma: no cover
+    raise ValueError(f"could not find a safe JQL literal for {instant.isoformat()} in {zone}")  # pragma: no cover
 
 
 def _readings(wall: datetime, zone: tzinfo) -> tuple[datetime, datetime]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import html
 import logging
+import re
 import secrets
 import threading
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -45,6 +47,34 @@ def _hash_state(state: str) -> str:
     return hashlib.sha256(state.encode()).hexdigest()
 
 
+_SECRET_QUERY = re.compile(r"([?&](?:code|state)=)[^&\s\"]*")
+
+
+def redact_query(text: str) -> str:
+    """Blank the `code` and `state` values of a callback URL: an access log must not hold a live
+    authorization code (single use, but redeemable for ten minutes by whoever has the client secret)."""
+    return _SECRET_QUERY.sub(r"\1[redacted]", text)
+
+
+class RedactCallbackQuery(logging.Filter):
+    """Logging filter for uvicorn's access log (`uvicorn.access`), whose records carry the full path
+    with its query string as an argument."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_query(a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.msg, str):
+            record.msg = redact_query(record.msg)
+        return True
+
+
+def install_log_redaction() -> None:
+    """Attach `RedactCallbackQuery` to uvicorn's access logger (idempotent)."""
+    logger = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactCallbackQuery) for f in logger.filters):
+        logger.addFilter(RedactCallbackQuery())
+
+
 class _StaticToken:
     """Token provider for the one /myself call made right after the exchange."""
 
@@ -69,10 +99,15 @@ class ConnectResult:
 
 @dataclass
 class Connector:
-    """The flow itself, shared by the web app and `jira-pipeline connect`."""
+    """The flow itself, shared by the web app and `jira-pipeline connect`.
+
+    `on_connected` hooks run after a grant was stored; `on_failed` hooks run with every rejected
+    callback (the CLI uses them to stop waiting when the user denied access).
+    """
 
     grants: GrantManager
     on_connected: list[Callable[[ConnectResult], None]] = field(default_factory=list)
+    on_failed: list[Callable[[ConnectError], None]] = field(default_factory=list)
 
     @property
     def oauth(self) -> OAuthConfig:
@@ -86,33 +121,60 @@ class Connector:
 
     def finish(self, params: dict[str, str]) -> ConnectResult:
         """Validate state, exchange the code, list sites, store the grant. Raises `ConnectError`."""
+        try:
+            result = self._finish(params)
+        except ConnectError as exc:
+            log.warning("Jira connect callback rejected: %s", exc.title)
+            for hook in self.on_failed:
+                hook(exc)
+            raise
+        log.info("Connected Jira site(s) %s", ", ".join(s.get("name") or s["id"] for s in result.sites))
+        for hook in self.on_connected:
+            hook(result)
+        return result
+
+    def _finish(self, params: dict[str, str]) -> ConnectResult:
+        # The state is consumed first, whatever else the callback carries: it is single use even when
+        # the user denied access, so a replay of any callback URL answers "already used".
         state = params.get("state") or ""
         stored = self.grants.warehouse.consume_oauth_state(_hash_state(state)) if state else None
         if params.get("error"):
             desc = params.get("error_description") or params["error"]
             if params["error"] == "access_denied":
-                raise ConnectError(403, "Access was not granted", f"Atlassian reports: {desc}. Nothing was stored.")
-            raise ConnectError(400, "Atlassian reported an error", f"{desc}. Nothing was stored.")
+                raise ConnectError(
+                    403, "Access was not granted", f"Atlassian reports: {desc}. Nothing was stored.", kind="denied"
+                )
+            raise ConnectError(400, "Atlassian reported an error", f"{desc}. Nothing was stored.", kind="error")
         if not state or stored is None:
             raise ConnectError(
                 400,
                 "Unknown or already used state",
                 "This link is not one this connector issued, or it was already used. Start again from "
                 f"{ADD_PATH}. Nothing was stored.",
+                kind="state",
             )
         if stored["expires_at"] <= utcnow():
             raise ConnectError(
-                400, "Expired state", f"The authorization took longer than 10 minutes. Start again from {ADD_PATH}."
+                400,
+                "Expired state",
+                f"The authorization took longer than 10 minutes. Start again from {ADD_PATH}. Nothing was stored.",
+                kind="expired",
             )
         code = params.get("code")
         if not code:
-            raise ConnectError(400, "No authorization code", "The callback carried no code. Nothing was stored.")
+            raise ConnectError(
+                400, "No authorization code", "The callback carried no code. Nothing was stored.", kind="error"
+            )
         try:
             tokens = exchange_code(self.oauth, code)
         except InvalidClient as exc:
-            raise ConnectError(400, "Atlassian rejected the app's credentials", str(exc)) from None
+            raise ConnectError(
+                400, "Atlassian rejected the app's credentials", f"{exc} Nothing was stored.", kind="client"
+            ) from None
         except AtlassianError as exc:
-            raise ConnectError(400, "Exchanging the authorization code failed", f"{exc} Nothing was stored.") from None
+            raise ConnectError(
+                400, "Exchanging the authorization code failed", f"{exc} Nothing was stored.", kind="exchange"
+            ) from None
         try:
             sites = accessible_resources(self.oauth, tokens.access_token)
         except AtlassianError as exc:
@@ -123,26 +185,30 @@ class Connector:
                 400, "No Jira site", "This Atlassian account can reach no Jira Cloud site. Nothing was stored."
             )
         try:
-            client = JiraClient(
+            with JiraClient(
                 self.oauth.api_url, jira_sites[0]["id"], _StaticToken(tokens.access_token), max_retries=2
-            )
-            account_id = streams.myself(client)["accountId"]
-        except (AtlassianError, KeyError) as exc:
-            raise ConnectError(502, "Reading your Jira profile failed", f"{exc} Nothing was stored.") from None
+            ) as client:
+                account_id = streams.myself(client)["accountId"]
+        except (AtlassianError, KeyError, TypeError) as exc:
+            why = f"{exc}" if isinstance(exc, AtlassianError) else "the answer carried no accountId"
+            raise ConnectError(502, "Reading your Jira profile failed", f"{why}. Nothing was stored.") from None
         self.grants.store_grant(account_id, tokens, jira_sites)
-        result = ConnectResult(account_id, jira_sites)
-        log.info("Connected Jira site(s) %s", ", ".join(s.get("name", s["id"]) for s in jira_sites))
-        for callback in self.on_connected:
-            callback(result)
-        return result
+        return ConnectResult(account_id, jira_sites)
 
 
 class ConnectError(Exception):
-    def __init__(self, status: int, title: str, detail: str) -> None:
+    """A rejected callback: `status` and the human `title`/`detail` of the 4xx/5xx page.
+
+    `kind` lets callers branch without parsing text: "state" (unknown or replayed), "expired",
+    "denied" (the user said no), "client" (wrong client id/secret), "exchange", "error", "upstream".
+    """
+
+    def __init__(self, status: int, title: str, detail: str, *, kind: str = "upstream") -> None:
         super().__init__(f"{title}: {detail}")
         self.status = status
         self.title = title
         self.detail = detail
+        self.kind = kind
 
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
@@ -155,10 +221,12 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
 
 
 def create_app(connector: Connector) -> Starlette:
+    """The connector's routes. Handlers that touch the store or Atlassian run in the thread pool:
+    they are blocking (SQLAlchemy, requests) and must not stall the event loop."""
     lock = threading.Lock()  # the code exchange is quick; serialising it keeps logs readable
 
     async def add(request: Request) -> Response:
-        return RedirectResponse(connector.start(), status_code=302)
+        return RedirectResponse(await run_in_threadpool(connector.start), status_code=302)
 
     def _callback_sync(params: dict[str, str]) -> Response:
         with lock:
@@ -178,16 +246,19 @@ def create_app(connector: Connector) -> Starlette:
         )
 
     async def callback(request: Request) -> Response:
-        from starlette.concurrency import run_in_threadpool
-
         return await run_in_threadpool(_callback_sync, dict(request.query_params))
 
-    async def healthz(request: Request) -> Response:
+    def _health() -> Response:
         try:
-            connector.grants.warehouse.ping()
+            # A read of the grants table, not just `SELECT 1`: the app needs its token store, not any database.
+            connector.grants.warehouse.get_grant("-healthz-")
         except Exception as exc:
+            log.warning("healthz: the token store %s is unreachable (%s)", connector.grants.warehouse.safe_url, exc)
             return JSONResponse({"status": "unavailable", "error": type(exc).__name__}, status_code=503)
         return JSONResponse({"status": "ok"})
+
+    async def healthz(request: Request) -> Response:
+        return await run_in_threadpool(_health)
 
     async def index(request: Request) -> Response:
         return _page("AINexLayer Jira connector", f"<p><a href='{ADD_PATH}'>Connect a Jira site</a></p>")

@@ -106,9 +106,7 @@ class ParquetSink:
             return []
         batch_id = batch_id or uuid.uuid4().hex
         if not _SAFE_SEGMENT.match(batch_id):
-            raise ValueError(
-                "batch_id must match [A-Za-z0-9][A-Za-z0-9._-]* (it becomes part of a file name)"
-            )
+            raise ValueError("batch_id must match [A-Za-z0-9][A-Za-z0-9._-]* (it becomes part of a file name)")
         groups: dict[str, list[dict[str, Any]]] = {}
         for r in rows:
             cloud_id = r.get("cloud_id")

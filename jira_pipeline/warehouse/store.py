@@ -437,11 +437,7 @@ class Warehouse:
         for r in normalized:
             k = tuple(r[c] for c in spec.key)
             prev = latest.get(k)
-            if (
-                prev is None
-                or spec.version_column is None
-                or r[spec.version_column] >= prev[spec.version_column]
-            ):
+            if prev is None or spec.version_column is None or r[spec.version_column] >= prev[spec.version_column]:
                 latest[k] = r
         stamp = self._stamp(synced_at)
         for r in latest.values():
@@ -494,9 +490,7 @@ class Warehouse:
             return changed
         return bool(new[v] > stored.version or (new[v] == stored.version and changed))
 
-    def _upsert_chunk(
-        self, conn: Connection, spec: TableSpec, chunk: Sequence[Row]
-    ) -> tuple[int, int, list[Row]]:
+    def _upsert_chunk(self, conn: Connection, spec: TableSpec, chunk: Sequence[Row]) -> tuple[int, int, list[Row]]:
         t = spec.table
         keycols = [t.c[k] for k in spec.key]
         version = t.c[spec.version_column] if spec.version_column else sa.null()
@@ -722,9 +716,7 @@ class Warehouse:
     def list_grants(self) -> list[Row]:
         t = GrantsTable
         with self._tx(write=False) as conn:
-            return [
-                dict(m) for m in conn.execute(sa.select(t).order_by(t.c.created_at, t.c.grant_id)).mappings()
-            ]
+            return [dict(m) for m in conn.execute(sa.select(t).order_by(t.c.created_at, t.c.grant_id)).mappings()]
 
     def delete_grant(self, grant_id: str) -> None:
         with self._tx(write=True) as conn:
@@ -776,9 +768,7 @@ class Warehouse:
         cutoff = now - OAUTH_STATE_PURGE_AFTER
         conn.execute(sa.delete(OAuthStatesTable).where(OAuthStatesTable.c.expires_at < cutoff))
 
-    def put_oauth_state(
-        self, state_hash: str, expires_at: datetime, payload: dict[str, Any] | None = None
-    ) -> None:
+    def put_oauth_state(self, state_hash: str, expires_at: datetime, payload: dict[str, Any] | None = None) -> None:
         now = datetime.now(UTC)
         with self._tx(write=True) as conn:
             self._purge_states(conn, now)
@@ -799,10 +789,6 @@ class Warehouse:
         """
         t = OAuthStatesTable
         with self._tx(write=True) as conn:
-            m = (
-                conn.execute(sa.delete(t).where(t.c.state_hash == state_hash).returning(*t.columns))
-                .mappings()
-                .first()
-            )
+            m = conn.execute(sa.delete(t).where(t.c.state_hash == state_hash).returning(*t.columns)).mappings().first()
             self._purge_states(conn, datetime.now(UTC))
         return dict(m) if m is not None else None

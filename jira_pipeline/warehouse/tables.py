@@ -158,6 +158,9 @@ class JiraIssue(SQLModel, table=True):
     parent_key: str | None = None
     url: str | None = _text()
     fields: dict[str, Any] | None = _json()
+    # Beyond the contract: custom fields by their display name (from /field), values made readable
+    # (options -> value, users -> display name, textarea ADF -> Markdown) for the indexer.
+    custom_fields: dict[str, Any] | None = _json()
     raw: dict[str, Any] | None = _json()
     content_hash: str = Field(nullable=False)
     is_deleted: bool = _bool_false()
