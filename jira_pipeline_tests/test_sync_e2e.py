@@ -75,6 +75,21 @@ def test_searching_user_far_from_utc_loses_nothing(tz: str, sqlite_url: str, tmp
         e.sim.advance(90)
         sync()
         assert_matches_truth(e)
+        # the daily reconciliation job (72-hour look-back + deletion walk) runs and keeps the truth
+        e.sim.mutate(delete_issues=2)
+        from dagster import DagsterInstance
+
+        from jira_pipeline.definitions import defs
+        from jira_pipeline.defs.jobs import current_partition_key
+
+        with DagsterInstance.get() as instance:
+            result = defs.resolve_job_def("jira_reconcile_job").execute_in_process(
+                instance=instance, partition_key=current_partition_key()
+            )
+        assert result.success
+        checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+        assert checks.get("complete_against_jira") and checks.get("unique_keys") and checks.get("markdown_not_raw_adf")
+        assert_matches_truth(e)
 
 
 def test_sync_converges_under_429_5xx_and_dropped_connections(pg_url: str, tmp_path: Path, monkeypatch) -> None:
