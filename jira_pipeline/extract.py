@@ -306,6 +306,7 @@ class SiteSync:
         so the coverage ends at the feed's last `until`, not at now."""
         now = now or datetime.now(UTC)
         stats = StreamStats("jira_worklogs")
+        previous = self._coverage("worklogs")
         start, end, cursor = self._plan("worklogs", window_start, window_end, now)
         since_ms = int(start.timestamp() * 1000)
         end_ms = int(end.timestamp() * 1000) if end else None
@@ -330,7 +331,9 @@ class SiteSync:
             assert cursor is not None
             if end is not None:
                 return cursor  # a past window: only the coverage start moved
-            covered_to = max(datetime.fromtimestamp(feed_until[0] / 1000, UTC), start)
+            # An empty feed answers `until == since`: never move the coverage backwards.
+            floor = previous[1] if previous and previous[0] <= start <= previous[1] else start
+            covered_to = max(datetime.fromtimestamp(feed_until[0] / 1000, UTC), floor)
             return json.dumps({"from": json.loads(cursor)["from"], "to": covered_to.isoformat()})
 
         self._write("jira_worklogs", rows(), stats, cursor=("worklogs", cursor_value) if cursor else None)
