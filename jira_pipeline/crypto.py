@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -62,6 +63,42 @@ def sqlite_key_path(warehouse_url: str) -> Path | None:
     return Path(url.database).with_suffix(KEY_FILE_SUFFIX)
 
 
+def _create_key_file(path: Path) -> None:
+    """Create the key file with its content in one step, or leave the one another process made.
+
+    Several Dagster step processes may start at once on a fresh install. Writing into an
+    `O_EXCL`-created file would let a second process read it empty in between; instead the key is
+    written to a private temporary file that is then hard-linked into place, which either publishes
+    a complete file or fails because one already exists.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(generate_key() + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return  # another process won the race; its key is read by the caller
+        except OSError:
+            # A filesystem without hard links: rename is atomic too, but replaces a concurrent
+            # winner's file, so only do it if there still is none (a narrow window, logged below).
+            if path.exists():
+                return
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    log.warning(
+        "JIRA_TOKEN_ENCRYPTION_KEY is not set: generated a token encryption key in %s (mode 0600). "
+        "Anyone who can read that folder can decrypt the stored Jira tokens; set "
+        "JIRA_TOKEN_ENCRYPTION_KEY for production.",
+        path,
+    )
+
+
 def resolve_cipher(warehouse_url: str, key: str | None) -> TokenCipher:
     """Pick the key: the env var if set; else the SQLite sidecar file (created once, 0600)."""
     if key:
@@ -73,19 +110,5 @@ def resolve_cipher(warehouse_url: str, key: str | None) -> TokenCipher:
             "Generate one with `jira-pipeline keygen` and put it in .env."
         )
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        new_key = generate_key()
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another process won the race; read its key below
-        else:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(new_key + "\n")
-            log.warning(
-                "JIRA_TOKEN_ENCRYPTION_KEY is not set: generated a token encryption key in %s (mode 0600). "
-                "Anyone who can read that folder can decrypt the stored Jira tokens; set "
-                "JIRA_TOKEN_ENCRYPTION_KEY for production.",
-                path,
-            )
+        _create_key_file(path)
     return TokenCipher(path.read_text().strip())

@@ -278,10 +278,6 @@ class GrantManager:
             margin = min(margin, (expires - issued) / 4)
         return expires - margin
 
-    def _fresh(self, row: dict[str, Any]) -> bool:
-        until = self.fresh_until(row)
-        return until is not None and utcnow() < until
-
     @staticmethod
     def _check_usable(grant_id: str, row: dict[str, Any] | None) -> None:
         if row is None:

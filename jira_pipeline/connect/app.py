@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -192,7 +193,10 @@ class Connector:
         except (AtlassianError, KeyError, TypeError) as exc:
             why = f"{exc}" if isinstance(exc, AtlassianError) else "the answer carried no accountId"
             raise ConnectError(502, "Reading your Jira profile failed", f"{why}. Nothing was stored.") from None
-        self.grants.store_grant(account_id, tokens, jira_sites)
+        try:
+            self.grants.store_grant(account_id, tokens, jira_sites)
+        except AtlassianError as exc:  # no refresh token: the app did not get offline_access
+            raise ConnectError(400, "No refresh token", f"{exc} Nothing was stored.", kind="exchange") from None
         return ConnectResult(account_id, jira_sites)
 
 
@@ -249,11 +253,17 @@ def create_app(connector: Connector) -> Starlette:
         return await run_in_threadpool(_callback_sync, dict(request.query_params))
 
     def _health() -> Response:
+        warehouse = connector.grants.warehouse
         try:
             # A read of the grants table, not just `SELECT 1`: the app needs its token store, not any database.
-            connector.grants.warehouse.get_grant("-healthz-")
+            warehouse.get_grant("-healthz-")
+            # A pooled SQLite connection keeps reading a database file that was deleted or replaced under it;
+            # the next connection would find nothing, so a missing file is "unreachable" already now.
+            db = warehouse.engine.url.database
+            if warehouse.dialect == "sqlite" and db and db != ":memory:" and not Path(db).is_file():
+                raise FileNotFoundError("the SQLite database file is gone")
         except Exception as exc:
-            log.warning("healthz: the token store %s is unreachable (%s)", connector.grants.warehouse.safe_url, exc)
+            log.warning("healthz: the token store %s is unreachable (%s)", warehouse.safe_url, exc)
             return JSONResponse({"status": "unavailable", "error": type(exc).__name__}, status_code=503)
         return JSONResponse({"status": "ok"})
 
