@@ -119,12 +119,14 @@ def expected_row(table: str, truth: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def assert_matches_truth(e: Env) -> None:
+def assert_matches_truth(e: Env, tables: tuple[str, ...] | None = None) -> None:
     """Every live key and every compared contract column equals the simulator's truth; keys Jira deleted
     are soft-deleted; nothing else is live; Parquet's current state equals the table."""
     truth = e.sim.truth(e.cloud_id)
     deleted = e.sim.deleted(e.cloud_id)
     for table, rows in truth.items():
+        if tables is not None and table not in tables:
+            continue
         id_col = TABLES[table].id_column
         stored = {r[id_col]: r for r in e.warehouse.rows(table, e.cloud_id)}
         live = {k for k, r in stored.items() if not r["is_deleted"]}
@@ -145,11 +147,13 @@ def assert_matches_truth(e: Env) -> None:
                 f"{table} {key} not soft-deleted"
             )
         assert e.warehouse.duplicate_keys(table) == 0
-    assert_parquet_equals_table(e)
+    assert_parquet_equals_table(e, tables)
 
 
-def assert_parquet_equals_table(e: Env) -> None:
+def assert_parquet_equals_table(e: Env, tables: tuple[str, ...] | None = None) -> None:
     for table, spec in TABLES.items():
+        if tables is not None and table not in tables:
+            continue
         current = e.parquet.read_current(table).to_pylist()
         by_key = {tuple(str(r[k]) for k in spec.key): r for r in current}
         stored = e.warehouse.rows(table)
