@@ -126,7 +126,8 @@ class SiteSync:
                     yield row
 
         self._write("jira_projects", rows(), stats)
-        stats.add(self.warehouse.soft_delete_absent("jira_projects", self.cloud_id, seen, sink=self._sink(stats)))
+        gone = self.warehouse.soft_delete_absent("jira_projects", self.cloud_id, seen, sink=self._sink(stats))
+        stats.deleted += gone.deleted  # its `unchanged` counts the rows it kept: already counted above
         return stats
 
     def sync_users(self) -> StreamStats:
@@ -144,7 +145,8 @@ class SiteSync:
                     yield row
 
         self._write("jira_users", rows(), stats)
-        stats.add(self.warehouse.soft_delete_absent("jira_users", self.cloud_id, seen, sink=self._sink(stats)))
+        gone = self.warehouse.soft_delete_absent("jira_users", self.cloud_id, seen, sink=self._sink(stats))
+        stats.deleted += gone.deleted
         return stats
 
     # ------------------------------------------------------------------ coverage cursors
