@@ -30,7 +30,7 @@ from jira_pipeline.warehouse.store import BatchResult, Warehouse
 #: few minutes before the cursor and let "newer `updated` wins" dedupe.
 DEFAULT_OVERLAP = timedelta(minutes=5)
 #: Rows per transaction / Parquet file: big enough for few files, small enough to stream.
-DEFAULT_BATCH_ROWS = 2000
+DEFAULT_BATCH_ROWS = 500
 
 
 @dataclass

@@ -65,7 +65,7 @@ class Settings:
     token_encryption_key: str = field(default="", repr=False)
     start_date: date = date(2015, 1, 1)
     #: rows per transaction and per Parquet file (JIRA_BATCH_ROWS): memory vs. file count
-    batch_rows: int = 2000
+    batch_rows: int = 500
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -80,7 +80,7 @@ class Settings:
             parquet_dir=_env("JIRA_PARQUET_DIR", DEFAULT_PARQUET_DIR),
             token_encryption_key=_env("JIRA_TOKEN_ENCRYPTION_KEY", ""),
             start_date=parse_start_date(os.environ.get("JIRA_START_DATE")),
-            batch_rows=_positive_int("JIRA_BATCH_ROWS", 2000),
+            batch_rows=_positive_int("JIRA_BATCH_ROWS", 500),
         )
 
     def require_client(self) -> None:

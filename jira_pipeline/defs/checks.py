@@ -3,6 +3,7 @@
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, asset_check
 
 from jira_pipeline.atlassian import streams
+from jira_pipeline.atlassian.adf import looks_like_raw_adf
 from jira_pipeline.defs.resources import JiraResource, WarehouseResource
 
 TABLE_OF = {
@@ -29,36 +30,24 @@ def _unique_keys_check(name: str):
     return _check
 
 
-@asset_check(
-    asset=AssetKey(["jira", "issues"]),
-    name="markdown_not_raw_adf",
-    description="No issue description is left as raw ADF JSON or a Python repr.",
-)
-def issues_markdown(store: WarehouseResource) -> AssetCheckResult:
-    from jira_pipeline.atlassian.adf import looks_like_raw_adf
+def _markdown_check(name: str, key_column: str, text_column: str):
+    table = TABLE_OF[name]
 
-    bad = [
-        row["key"]
-        for row in store.warehouse().rows("jira_issues", include_deleted=False)
-        if looks_like_raw_adf(row.get("description"))
-    ]
-    return AssetCheckResult(passed=not bad, metadata={"offending_issues": bad[:20], "count": len(bad)})
+    @asset_check(
+        asset=AssetKey(["jira", name]),
+        name="markdown_not_raw_adf",
+        description=f"No {table}.{text_column} is left as raw ADF JSON or a Python repr.",
+    )
+    def _check(store: WarehouseResource) -> AssetCheckResult:
+        # Streams two columns: loading whole rows (raw + fields JSON) of 20k issues costs gigabytes.
+        bad = [
+            row[key_column]
+            for row in store.warehouse().iter_columns(table, (key_column, text_column))
+            if looks_like_raw_adf(row[text_column])
+        ]
+        return AssetCheckResult(passed=not bad, metadata={"offending": bad[:20], "count": len(bad)})
 
-
-@asset_check(
-    asset=AssetKey(["jira", "worklogs"]),
-    name="markdown_not_raw_adf",
-    description="No worklog comment is left as raw ADF JSON or a Python repr.",
-)
-def worklogs_markdown(store: WarehouseResource) -> AssetCheckResult:
-    from jira_pipeline.atlassian.adf import looks_like_raw_adf
-
-    bad = [
-        row["id"]
-        for row in store.warehouse().rows("jira_worklogs", include_deleted=False)
-        if looks_like_raw_adf(row.get("comment"))
-    ]
-    return AssetCheckResult(passed=not bad, metadata={"offending_worklogs": bad[:20], "count": len(bad)})
+    return _check
 
 
 @asset_check(
@@ -90,4 +79,9 @@ def issues_complete(jira: JiraResource) -> AssetCheckResult:
     return AssetCheckResult(passed=passed, severity=AssetCheckSeverity.WARN, metadata={"projects": report})
 
 
-CHECKS = [_unique_keys_check(n) for n in TABLE_OF] + [issues_markdown, worklogs_markdown, issues_complete]
+CHECKS = [
+    *(_unique_keys_check(n) for n in TABLE_OF),
+    _markdown_check("issues", "key", "description"),
+    _markdown_check("worklogs", "id", "comment"),
+    issues_complete,
+]

@@ -636,6 +636,20 @@ class Warehouse:
         with self._tx(write=False) as conn:
             return [dict(m) for m in conn.execute(stmt).mappings()]
 
+    def iter_columns(
+        self, table: str, columns: Sequence[str], *, include_deleted: bool = False, chunk_rows: int = 2000
+    ) -> Iterator[Row]:
+        """Only the named columns of every row, streamed in chunks: checks over 20k issues must not load
+        every `raw`/`fields` document (gigabytes) the way `rows()` would."""
+        t = self._any_table(table)
+        stmt = sa.select(*(t.c[c] for c in columns))
+        if not include_deleted and "is_deleted" in t.c:
+            stmt = stmt.where(t.c.is_deleted.is_(sa.false()))
+        with self._tx(write=False) as conn:
+            result = conn.execution_options(yield_per=chunk_rows).execute(stmt)
+            for mapping in result.mappings():
+                yield dict(mapping)
+
     def count(self, table: str, cloud_id: str | None = None, *, include_deleted: bool = True) -> int:
         """Row count (for `dagster/row_count` and summaries) without loading the rows."""
         t = self._any_table(table)
