@@ -16,11 +16,16 @@ command anyone can rerun keeps the numbers honest. What it does, and why each ch
   fresh PostgreSQL database, Parquet dir, `DAGSTER_HOME` with a copy of dagster.local.yaml):
   `jira-pipeline connect --no-browser` (this script plays the browser), `jira-pipeline sync --full`,
   `jira-pipeline sync` with nothing changed, then `jira-pipeline sync` after a small mutation.
-  Wall time, CPU time and peak RSS come from `os.wait4`; a /proc sampler adds the peak RSS of the
-  whole process tree. API requests come from the simulator's own counters, diffed around each phase.
+  Wall time, CPU time and peak RSS come from `os.wait4` in a minimal launcher process (see `_LAUNCHER`);
+  a /proc sampler adds the peak RSS of the whole process tree and, on PostgreSQL, the CPU time of the
+  server backends serving our databases. API requests come from the simulator's own counters, diffed
+  around each phase. The configured latency is verified with timed round trips before measuring.
 * **Dagster's share**: the run's event log gives, per step, the op body (STEP_START to its first
   ASSET_MATERIALIZATION) and the per-partition materialization writes after it; a `direct` column runs
-  `extract.SiteSync` in a plain process (no Dagster) on the same data into a second fresh store.
+  `extract.SiteSync` in a plain process (no Dagster) on the same data into a second fresh store
+  (``--direct``, also usable on its own; ``--profile`` adds a cProfiled run, all threads merged).
+* Experiments: ``--dagster-storage postgres`` and ``--sync-env KEY=VALUE`` (e.g. Dagster's event batching
+  flags) change only Dagster's side; ``--json`` keeps every number.
 
 Nothing is written into the repository; the temp dir is deleted unless `--keep`.
 """
@@ -250,6 +255,7 @@ class SimProcess:
         if not (url and gen and cloud):
             raise RuntimeError(f"unexpected simulator banner:\n{text}")
         self.url, self.cloud_id, self.generation_s = url.group(1), cloud.group(1), float(gen.group(1))
+        self.latency_ms: int = args.latency_ms
         # keep draining stdout so the simulator never blocks on a full pipe
         threading.Thread(target=self.proc.stdout.read, daemon=True).start()
 
@@ -293,11 +299,11 @@ class SimProcess:
 def warm_simulator(sim: SimProcess, threads: int = 8) -> tuple[float, int]:
     """Fetch every issue (`*all`, as the pipeline asks) and every worklog once with a throw-away grant, so
     the simulator's per-version body caches are full before anything is measured. Latency is switched
-    off meanwhile; the requests made here are excluded from every phase by diffing the counters."""
+    off meanwhile and set back to the configured value (`/_sim/state` does not report it, so it is not
+    read back from there); the requests made here are excluded from every phase by diffing the counters."""
     from jira_pipeline_tests.simulator.bench import login, walk_and_fetch
 
     t0 = time.perf_counter()
-    latency = int(sim.state().get("latency_ms", 0) or 0)
     sim.set_latency(0)
     try:
         token = login(sim.url)
@@ -319,8 +325,27 @@ def warm_simulator(sim: SimProcess, threads: int = 8) -> tuple[float, int]:
         with ThreadPoolExecutor(threads) as pool:
             fetched += sum(pool.map(fetch, [ids[i : i + 1000] for i in range(0, len(ids), 1000)]))
     finally:
-        sim.set_latency(latency)
+        sim.set_latency(sim.latency_ms)
     return time.perf_counter() - t0, fetched
+
+
+def measured_latency_ms(sim: SimProcess) -> float:
+    """The fastest of five `GET myself` round trips: proves the configured latency is in force before
+    anything is measured (a benchmark that silently ran at 0 ms would report nonsense)."""
+    from jira_pipeline_tests.simulator.bench import login
+
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {login(sim.url)}"
+    url = f"{sim.url}/ex/jira/{sim.cloud_id}/rest/api/3/myself"
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        session.get(url, timeout=30).raise_for_status()
+        best = min(best, time.perf_counter() - t0)
+    ms = best * 1000
+    if not sim.latency_ms * 0.9 <= ms <= sim.latency_ms + 250:
+        raise RuntimeError(f"the simulator answers in {ms:.0f} ms, configured {sim.latency_ms} ms")
+    return ms
 
 
 def diff_stats(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
@@ -355,9 +380,8 @@ class Store:
             return
         import psycopg
 
-        name = self.url.rsplit("/", 1)[1]
         with psycopg.connect(self.pg_admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
 
 
 def new_store(kind: str, tmp: Path, label: str, pg_admin: str) -> Store:
@@ -662,7 +686,8 @@ def fmt_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(header), sep, *(line(r) for r in rows)])
 
 
-def report(phases: list[Phase], args: argparse.Namespace, meta: dict[str, Any]) -> str:
+def report(phases: list[Phase], meta: dict[str, Any]) -> str:
+    """Markdown tables side by side: measurements, requests per route, and where the time went."""
     names = [p.name for p in phases]
     out: list[str] = []
     rows: list[list[str]] = [
@@ -745,8 +770,8 @@ def report(phases: list[Phase], args: argparse.Namespace, meta: dict[str, Any]) 
     out.append("")
     out.append(
         "Machine: {cpus} CPUs, {mem} | simulator: {issues} issues, {worklogs} worklogs, {users} users, "
-        "{projects} projects, {latency} ms latency, generated in {gen:.1f} s, warm-up {warm} | store: {store}, Dagster "
-        "storage: {dagster_storage} | extra sync env: {sync_env} | "
+        "{projects} projects, {latency} ms latency (measured {latency_seen:.0f} ms), generated in {gen:.1f} s, "
+        "warm-up {warm} | store: {store}, Dagster storage: {dagster_storage} | extra sync env: {sync_env} | "
         "JIRA_START_DATE {start} ({partitions} daily partitions) | Python {py} | code {code}".format(**meta)
     )
     return "\n".join(out)
@@ -861,6 +886,8 @@ def main(argv: list[str] | None = None) -> int:
             secs, n = warm_simulator(sim)
             warm = f"{n} bodies in {secs:.0f} s"
             print(f"  simulator warmed: {warm}", flush=True)
+        latency_seen = measured_latency_ms(sim)
+        print(f"  latency check: GET myself answers in {latency_seen:.0f} ms", flush=True)
         # Daily partitions from just before the simulator's history (SimConfig.history_days before its now).
         history_start = sim.now() - timedelta(days=SimConfig().history_days)
         start_date = (history_start - timedelta(days=1)).date().isoformat()
@@ -934,7 +961,8 @@ def main(argv: list[str] | None = None) -> int:
 
         meta = {
             "cpus": os.cpu_count(), "mem": machine_memory(), "issues": args.issues, "worklogs": args.worklogs,
-            "users": args.users, "projects": args.projects, "latency": args.latency_ms, "gen": sim.generation_s,
+            "users": args.users, "projects": args.projects, "latency": args.latency_ms,
+            "latency_seen": latency_seen, "gen": sim.generation_s,
             "warm": warm, "store": args.store, "dagster_storage": (
                 "SQLite in DAGSTER_HOME (dagster.local.yaml)" if args.dagster_storage == "sqlite" else "PostgreSQL"
             ),
@@ -948,7 +976,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         print()
-        print(report(phases, args, meta))
+        print(report(phases, meta))
         for p in phases:
             for note in p.notes:
                 print(f"{p.name}: {note}")
